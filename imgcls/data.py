@@ -14,7 +14,8 @@ __all__ = ['MNIST_IDX', 'FASHION_IDX', 'FASHION_CLASSES', 'EMBEDDED_MNIST_SHA256
            'DataUnavailableError', 'file_sha256', 'file_md5', 'verify_file', 'read_idx', 'embedded_mnist_csv',
            'ArraySplit', 'ArrayData', 'verify_idx_folder', 'Located', 'is_layout', 'locate', 'atomic_build',
            'build_mnist_layout', 'build_mnist_sample_layout', 'Dataset', 'unavailable_message', 'get_dataset',
-           'load_arrays', 'image_files', 'find_bad_images', 'data_status', 'format_table', 'prepare', 'data_cli']
+           'load_arrays', 'TensorDataset', 'to_tensors', 'tensor_dls', 'image_files', 'find_bad_images', 'data_status',
+           'format_table', 'prepare', 'data_cli']
 
 # %% ../nbs/00_data.ipynb #30a78cce
 def local_data_dir() -> Path|None:
@@ -426,6 +427,34 @@ def load_arrays(name='mnist', path=None, loc=None, verbose=False) -> ArrayData:
         if name == 'fashion_mnist': arrays.classes = classes
     if verbose: print(f"Using {arrays.describe()}")
     return arrays
+
+# %% ../nbs/00_data.ipynb #6d4269e0
+class TensorDataset:
+    "A dataset of `(x[i], y[i])` pairs held in two tensors."
+    def __init__(self, x, y):
+        if len(x) != len(y): raise ValueError(f"x has {len(x)} items but y has {len(y)}; they must match.")
+        self.x, self.y = x, y
+    def __len__(self): return len(self.y)
+    def __getitem__(self, i): return self.x[i], self.y[i]
+
+def to_tensors(split: ArraySplit, flat=False):
+    "Images of `split` as float tensors in [0, 1], shape (N, 1, H, W) (or (N, H*W) when `flat`), and int64 labels."
+    import torch
+    x = torch.from_numpy(np.ascontiguousarray(split.x)).float().div_(255)
+    x = x.view(len(x), -1) if flat else x.unsqueeze(1)
+    return x, torch.from_numpy(np.asarray(split.y, dtype=np.int64))
+
+def tensor_dls(data: ArrayData, bs=128, flat=False, valid_bs=None, n_train=None, seed=42):
+    "fastai `DataLoaders` over the in-memory train/test tensors of `data` (optionally only the first `n_train` training items)."
+    from fastai.data.load import DataLoader
+    from fastai.data.core import DataLoaders
+    import torch
+    xt, yt = to_tensors(data.train, flat)
+    if n_train is not None: xt, yt = xt[:n_train], yt[:n_train]
+    xv, yv = to_tensors(data.test, flat)
+    torch.manual_seed(seed)
+    return DataLoaders(DataLoader(TensorDataset(xt, yt), bs=bs, shuffle=True, drop_last=True),
+                       DataLoader(TensorDataset(xv, yv), bs=valid_bs or 2*bs))
 
 # %% ../nbs/00_data.ipynb #f378411d
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
