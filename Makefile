@@ -10,7 +10,6 @@ NBDEV_TEST_WORKERS ?= 1
 ifneq ($(wildcard ../shared/data),)
 export IMGCLS_DATA ?= $(abspath ../shared/data)
 endif
-export MPLBACKEND := Agg
 export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: course test venv data check export-check clean-check readme readme-check nbtest pytest docs slow bench execute help

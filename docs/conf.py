@@ -46,6 +46,7 @@ autodoc_member_order = 'bysource'
 autodoc_typehints = 'signature'
 autodoc_default_options = {'members': True, 'undoc-members': True, 'show-inheritance': True}
 add_module_names = False
+default_role = 'py:obj'        # `name` in a docstring: code, linked when it is a documented object
 
 # --- HTML: sphinx-book-theme, fully offline (no CDN, no external fonts or scripts)
 html_theme = 'sphinx_book_theme'
@@ -53,6 +54,7 @@ html_title = f'{project} {version}'
 html_short_title = project
 html_static_path = [str(DOCS/'_static')]
 html_css_files = ['imgcls.css']
+html_favicon = str(DOCS/'_static'/'favicon.svg')       # else browsers ask for /favicon.ico (a 404 in the console)
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None
@@ -80,5 +82,27 @@ def _keep_outputs_in_build(app):
         app.env.mystnb_config = cfg.copy(output_folder=str(_P(os.environ.get('IMGCLS_DOCS_WORK', DOCS/'_build'))/'jupyter_execute'),
                                          execution_cache_path=str(_P(os.environ.get('IMGCLS_DOCS_WORK', DOCS/'_build'))/'.jupyter_cache'))
 
+import re as _re
+_re_code = _re.compile(r'(?<!`)`([^`\n]+)`(?!`)')
+
+def _md_docstring_to_rst(app, what, name, obj, options, lines):
+    """nbdev docstrings are markdown (`code`, *args, [text](url)); reStructuredText would mangle them or warn.
+    Turn code spans into literals (identifiers into cross-references) and escape rst's special characters."""
+    for i, line in enumerate(lines):
+        parts, out = _re.split(r'(``[^`]+``|`[^`\n]+`)', line), []
+        for j, part in enumerate(parts):
+            if j % 2:
+                if part.startswith('``'): out.append(part); continue
+                code = part[1:-1]
+                after = '\\ ' if j + 1 < len(parts) and _re.match(r'\w', parts[j + 1]) else ''   # `Block`s
+                out.append((f':py:obj:`{code}`' if _re.fullmatch(r'[A-Za-z_][\w.]*', code) else f'``{code}``') + after)
+                continue
+            part = _re.sub(r'(?<![\\`])([*|])', r'\\\1', part)            # *args, a|b
+            part = _re.sub(r'(\w)_(?=\W|$)', r'\1\\_', part)             # name_ is a reference in rst
+            part = _re.sub(r'\[([^\]]+)\]\((https?://[^)\s]+)\)', r'`\1 <\2>`__', part)
+            out.append(part)
+        lines[i] = ''.join(out)
+
 def setup(app):
     app.connect('builder-inited', _keep_outputs_in_build, priority=900)
+    app.connect('autodoc-process-docstring', _md_docstring_to_rst)

@@ -3,13 +3,16 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'register_command', 'usage', 'main', 'run_cli']
 
-# %% ../nbs/90_cli.ipynb #6132a29c
+# %% ../nbs/90_cli.ipynb #b7b261c4
 import sys, importlib
 from fastcore.script import anno_parser
 
-# %% ../nbs/90_cli.ipynb #85fbe587
+# %% ../nbs/90_cli.ipynb #5d5736e0
 COMMANDS = {
     'data': ('imgcls.data:data_cli', 'list the datasets and where they resolve; `prepare NAME` builds one'),
+    'train': ('imgcls.deploy:train_cli', 'train a model on a dataset and save it (safetensors + JSON)'),
+    'evaluate': ('imgcls.deploy:evaluate_cli', 'accuracy, per-class report and confusion matrix of a saved model'),
+    'predict': ('imgcls.deploy:predict_cli', 'top-k classes of image files, folders or globs with a saved model'),
 }
 
 def register_command(name, target, help):
@@ -23,7 +26,7 @@ def usage() -> str:
     return ("usage: imgcls COMMAND [ARGS...]\n\nThe imgcls course tools. Commands:\n" + '\n'.join(lines) +
             "\n\nRun `imgcls COMMAND --help` for a command's options.")
 
-# %% ../nbs/90_cli.ipynb #751ebd42
+# %% ../nbs/90_cli.ipynb #a87386ee
 def main(argv=None):
     "Entry point of the `imgcls` console script."
     argv = list(sys.argv[1:] if argv is None else argv)

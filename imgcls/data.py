@@ -455,7 +455,7 @@ class TensorDataset:
 def to_tensors(split: ArraySplit, flat=False):
     "Images of `split` as float tensors in [0, 1], shape (N, 1, H, W) (or (N, H*W) when `flat`), and int64 labels."
     import torch
-    x = torch.from_numpy(np.ascontiguousarray(split.x)).float().div_(255)
+    x = torch.from_numpy(np.array(split.x)).float().div_(255)   # np.array copies: IDX arrays are read-only views
     x = x.view(len(x), -1) if flat else x.unsqueeze(1)
     return x, torch.from_numpy(np.asarray(split.y, dtype=np.int64))
 
