@@ -78,5 +78,5 @@ bench: venv
 
 # Re-execute every notebook in place (developers: refresh the committed outputs), then clean them.
 execute: venv
-	@for nb in nbs/[0-9i]*.ipynb; do echo "executing $$nb"; $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
+	$(BIN)/python tools/execute_nb.py nbs/[0-9i]*.ipynb
 	$(BIN)/nbdev_clean

@@ -103,6 +103,12 @@ def run_proc_nbs(nbs: Path, force: bool) -> Path:
             try: return orig_main((src, dst, FilterNoExec))
             except Exception as e2: PROBLEMS.append(f'{src.name}: cannot be processed at all ({type(e2).__name__}: {e2})')
 
+    # proc_nbs skips a notebook older than the _proc/ folder's own mtime, which it touches at the end of every run:
+    # a notebook saved while a previous run was going would never be processed again.  Drop stale copies first.
+    proc = ROOT/'_proc'
+    for nb in course_notebooks(nbs):
+        d = proc/nb.relative_to(nbs)
+        if d.exists() and d.stat().st_mtime < nb.stat().st_mtime: d.unlink()
     old = nbdev.serve.FilterDefaults, nbdev.serve_drv.main
     nbdev.serve.FilterDefaults, nbdev.serve_drv.main = Filter, safe_main
     try:
@@ -321,7 +327,6 @@ def adapt_notebook(nb, page: Page, fallback_title: str, extra_md: str = ''):
         cell.source = src
         if re.fullmatch(r'(\s*show_doc\([^\n]*\)\s*)+', src) and 'output' not in opts:
             opts.update({'output': 'asis', 'echo': False})     # what nbdev's clean_show_doc does (raw notebooks)
-        for k in ('id',): pass
         if opts.get('include') is False: continue
         tags = set(cell.metadata.get('tags', []))
         if opts.get('echo') is False: tags.add('remove-input')
@@ -436,7 +441,10 @@ def build_sources(nbs: Path, proc: Path) -> dict:
         ', '.join(f'[`{LIB}.{a[4:]}`]({a}.md)' for a in api) + '.\n'
     toc = ('```{toctree}\n:hidden:\n:caption: Course\n:maxdepth: 1\n\n' + '\n'.join(n for n, _, _ in chapters) + '\n```\n\n'
            '```{toctree}\n:hidden:\n:caption: API reference\n:maxdepth: 1\n\n' + '\n'.join(api) + '\n```\n')
-    if home: docs[home][0].cells += [_md_cell(contents), _md_cell(toc)]
+    if home:      # the course contents, unless the home page already links every chapter itself
+        hm, nb_of = md_of(docs[home][0]), {n: rel.as_posix() for n, (_, _, rel) in docs.items()}
+        unlinked = [n for n, _, _ in chapters if not re.search(rf'\]\((\./)?({re.escape(nb_of[n])}|{re.escape(n)}\.(html|ipynb))[)#]', hm)]
+        docs[home][0].cells += ([_md_cell(contents)] if unlinked else []) + [_md_cell(toc)]
     else:
         PROBLEMS.append('nbs/index.ipynb does not exist: a placeholder home page was generated')
         api['index'] = f'# {CFG.get("title", LIB)}\n\n{{.page-description}}\n{CFG.get("description", "")}\n{contents}\n{toc}'
@@ -480,6 +488,16 @@ def run_sphinx(out: Path, jobs: str, strict: bool) -> tuple[int, list[str]]:
     warns = [l for l in warnfile.read_text().splitlines() if l.strip()] if warnfile.exists() else []
     return rc, warns
 
+def remove_orphans(out: Path):
+    "Sphinx never deletes the page of a notebook (or module) that is gone: do it, so no stale page is served."
+    mods = {m.replace('.', '/') for m in lib_modules()}
+    for f in list(out.rglob('*.html')):
+        rel = f.relative_to(out)
+        if rel.parts[0] == '_static' or rel.as_posix() in ('genindex.html', 'search.html', 'py-modindex.html'): continue
+        if rel.parts[0] == '_modules': keep = len(rel.parts) == 2 or rel.relative_to('_modules').with_suffix('').as_posix() in mods
+        else: keep = any((SRC/rel).with_suffix(x).exists() for x in ('.ipynb', '.md'))
+        if not keep: log(f'    removing stale page {rel}'); f.unlink()
+
 def uses_math(out: Path) -> bool:
     return any('mathjax/tex-chtml.js' in f.read_text(encoding='utf-8', errors='ignore') for f in out.rglob('*.html')
                if '_static' not in f.parts)
@@ -508,7 +526,14 @@ def main(argv=None):
     info = build_sources(nbs, proc)
     t2 = time.time()
     log(f'2/3 adapted {len(info["chapters"])} chapters (+home) and {len(info["api"])} API pages in {t2-t1:.1f}s -> {SRC}')
+    # Sphinx notices new config values but not a changed hook in conf.py or a changed adapter: start afresh then
+    import hashlib
+    h = hashlib.sha256(b''.join(f.read_bytes() for f in sorted(DOCS.glob('*.py')) + sorted((DOCS/'_static').glob('*')))).hexdigest()
+    hf = WORK/'.docs-code-hash'
+    if not hf.exists() or hf.read_text() != h:
+        shutil.rmtree(DOCTREES, ignore_errors=True); hf.write_text(h)
     rc, warns = run_sphinx(out, a.jobs, a.strict)
+    if rc == 0: remove_orphans(out)
     if rc == 0 and uses_math(out):
         mj = find_mathjax()
         if mj is None:                          # never a CDN: the site must work offline; math then shows as TeX
@@ -526,9 +551,11 @@ def main(argv=None):
     if t3 - t0 > 180: log(f'WARNING: the build took {t3-t0:.0f}s, over its 3-minute budget')
     if rc == 0 and a.strict and (PROBLEMS or warns): rc = 1
     if rc == 0:      # lets tests/test_docs_site.py re-use a fresh site instead of building it again
-        (out/'.buildstamp.json').write_text(json.dumps({'nbs': str(nbs), 'seconds': round(t3 - t0, 1),
+        stamp = out/'.buildstamp.json'
+        stamp.write_text(json.dumps({'nbs': str(nbs), 'seconds': round(t3 - t0, 1), 'started': t0,
                                                         'notebooks': info['notebooks'],
                                                         'problems': PROBLEMS, 'sphinx_warnings': warns}, indent=1))
+        os.utime(stamp, (t0, t0))     # dated at the start: a notebook saved during the build makes the site stale
     return rc
 
 if __name__ == '__main__':

@@ -95,7 +95,8 @@ def _md_docstring_to_rst(app, what, name, obj, options, lines):
                 if part.startswith('``'): out.append(part); continue
                 code = part[1:-1]
                 after = '\\ ' if j + 1 < len(parts) and _re.match(r'\w', parts[j + 1]) else ''   # `Block`s
-                out.append((f':py:obj:`{code}`' if _re.fullmatch(r'[A-Za-z_][\w.]*', code) else f'``{code}``') + after)
+                before = '\\ ' if out and _re.search(r'\w$', out[-1]) else ''                   # x`k`
+                out.append(before + (f':py:obj:`{code}`' if _re.fullmatch(r'[A-Za-z_][\w.]*', code) else f'``{code}``') + after)
                 continue
             part = _re.sub(r'(?<![\\`])([*|])', r'\\\1', part)            # *args, a|b
             part = _re.sub(r'(\w)_(?=\W|$)', r'\1\\_', part)             # name_ is a reference in rst

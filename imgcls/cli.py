@@ -3,11 +3,11 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'register_command', 'usage', 'main', 'run_cli']
 
-# %% ../nbs/90_cli.ipynb #b7b261c4
+# %% ../nbs/90_cli.ipynb #5f8022c5
 import sys, importlib
 from fastcore.script import anno_parser
 
-# %% ../nbs/90_cli.ipynb #5d5736e0
+# %% ../nbs/90_cli.ipynb #d7c13c05
 COMMANDS = {
     'data': ('imgcls.data:data_cli', 'list the datasets and where they resolve; `prepare NAME` builds one'),
     'train': ('imgcls.deploy:train_cli', 'train a model on a dataset and save it (safetensors + JSON)'),
@@ -26,7 +26,7 @@ def usage() -> str:
     return ("usage: imgcls COMMAND [ARGS...]\n\nThe imgcls course tools. Commands:\n" + '\n'.join(lines) +
             "\n\nRun `imgcls COMMAND --help` for a command's options.")
 
-# %% ../nbs/90_cli.ipynb #a87386ee
+# %% ../nbs/90_cli.ipynb #d99c8039
 def main(argv=None):
     "Entry point of the `imgcls` console script."
     argv = list(sys.argv[1:] if argv is None else argv)
