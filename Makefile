@@ -12,12 +12,12 @@ export IMGCLS_DATA ?= $(abspath ../shared/data)
 endif
 export PYTHONWARNINGS := ignore::FutureWarning
 
-.PHONY: course test venv data check export-check clean-check readme readme-check nbtest pytest docs slow bench execute help
+.PHONY: course test venv data check export-check clean-check readme readme-check nbtest pytest docs slow bench course-time execute help
 
 help:
 	@echo "make course  - set everything up, run every chapter, build the docs site"
 	@echo "make test    - the whole test suite (what CI runs)"
-	@echo "make data | docs | slow | bench | readme | execute"
+	@echo "make data | docs | slow | bench | course-time | readme | execute"
 
 # --- set-up (idempotent: re-installs only when setup.py or settings.ini change) ---
 $(STAMP): setup.py settings.ini
@@ -73,8 +73,12 @@ slow: venv
 	@nbs=$$(grep -l '#| slow' nbs/*.ipynb || true); \
 	  if [ -z "$$nbs" ]; then echo "no notebook has slow cells"; else for nb in $$nbs; do $(BIN)/nbdev_test --flags slow --timing --n_workers 1 --path $$nb || exit 1; done; fi
 
+# The CPU benchmarks (about 20 minutes; `bench/run.py --help` for a shorter run) and the per-chapter timing (about 10 minutes).
 bench: venv
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --full
+
+course-time: venv
+	$(BIN)/python bench/course_time.py
 
 # Re-execute every notebook in place (developers: refresh the committed outputs), then clean them.
 execute: venv

@@ -82,6 +82,7 @@ def test_fit_cnn_learns_toy_task(seed):
     with pytest.raises(ValueError, match='epochs'): fit_cnn(lean_cnn(), _tiny_dls(), epochs=0)
     with pytest.raises(ValueError, match='lr'): fit_cnn(lean_cnn(), _tiny_dls(), lr=0)
     with pytest.raises(TypeError, match='nn.Module'): fit_cnn('model', _tiny_dls())
+    with pytest.raises(ValueError, match='label_smoothing'): fit_cnn(lean_cnn(), _tiny_dls(), label_smoothing=1.5)
 
 def test_feature_maps():
     m = lean_cnn(); m.train()

@@ -97,3 +97,21 @@ def test_exercise_checks():
     assert check_class_weights(class_weights(y), y)
     assert 'scale' in repr(check_class_weights(1/torch.tensor([300., 60., 15.]), y))
     assert not check_class_weights('heavy', y)
+
+
+def test_benchmark_tables_read_the_committed_results():
+    "The committed bench JSON files parse into the tables the practical chapter and the README show."
+    import json
+    from pathlib import Path
+    from imgcls.practical import benchmark_runs, course_timing
+    bench = Path(__file__).resolve().parents[1]/'bench'
+    res = json.loads((bench/'results.json').read_text())
+    runs = benchmark_runs(res)
+    assert len(runs) >= 6 and {'precision', 'train_s', 'img_per_s', 'pct_peak', 't_to_99_4'} <= set(runs.columns)
+    assert set(res['targets']) >= {'lean_99_4_within_30s', 'seed_99_0_in_half_book_time'}
+    assert (bench/'time_vs_accuracy.png').stat().st_size > 10_000
+    timing = course_timing(json.loads((bench/'course_time.json').read_text()))
+    assert 'index.ipynb' in timing.index and abs(timing['share %'].sum() - 100) < 0.5
+    assert list(timing.seconds) == sorted(timing.seconds, reverse=True)
+    with pytest.raises(ValueError, match='make bench'): benchmark_runs({'info': {}})
+    with pytest.raises(ValueError, match='course_time.py'): course_timing([])

@@ -9,7 +9,7 @@ from PIL import Image
 from imgcls.transfer import (arrange_kaggle_files, kaggle_label, pets_label, label_items, folder_items, PhotoItems,
                              lukemelas_to_timm, efficientnet_lite0_state_dict, pretrained_efficientnet_lite0,
                              pretrained_backbone, WeightsUnavailableError, imagenet_top, IMAGENET_CATS, to_input,
-                             center_crop_resize, photo_cnn, split_lite0, LiteTop, advance_features, lite_top_splitter, feature_cache_path,
+                             center_crop_resize, train_from_scratch, show_as_jpeg, split_lite0, LiteTop, advance_features, lite_top_splitter, feature_cache_path,
                              cached_features, most_confused, check_feature_grid, check_discriminative_lrs, check_is_dog,
                              check_guide_row, LITE0_FILE, _pypi_lite0_file)
 
@@ -141,10 +141,28 @@ def test_torchvision_offline_message(monkeypatch, tmp_path):
 
 
 # ---------- models, features ----------
-def test_photo_cnn_and_lite_top(lite0):
-    m = photo_cnn(3)
-    assert m(torch.zeros(2, 3, 48, 48)).shape == (2, 3)
-    with pytest.raises(ValueError, match='at least 2'): photo_cnn(1)
+def test_train_from_scratch_uses_lean_cnn():
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (40, 3, 20, 20), dtype=torch.uint8)
+    y = np.array([0, 1, 2, 3] * 10); v = np.arange(40) >= 32
+    learn, acc = train_from_scratch(x, y, v, size=16, epochs=1, bs=8)
+    from imgcls.cnn import lean_cnn
+    assert [type(m) for m in learn.model] == [type(m) for m in lean_cnn(3, 4)]   # the CNN chapter's model, 3 channels in
+    assert learn.model[-1].out_features == 4 and 0 <= acc <= 1
+
+
+def test_show_as_jpeg(monkeypatch):
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    import IPython.display as D
+    shown = []
+    monkeypatch.setattr(D, 'display', lambda obj: shown.append(obj))
+    fig, ax = plt.subplots(); ax.imshow(np.random.default_rng(0).random((50, 50, 3)))
+    show_as_jpeg(fig)
+    assert len(shown) == 1 and shown[0].format == 'jpeg' and shown[0].data[:2] == b'\xff\xd8'   # JPEG magic bytes
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_lite_top(lite0):
     low, high = split_lite0(lite0, cut=5)
     with torch.inference_mode():
         mid = low(torch.zeros(1, 3, 160, 160))

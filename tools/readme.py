@@ -5,13 +5,16 @@
 
 Markdown cells are copied; code cells become ```python blocks (directive lines removed) followed by their text
 outputs; cells marked `#| hide` are dropped; `#| echo: false` keeps only the output. Links to sibling notebooks
-(`01_pixels.ipynb`) are pointed at `nbs/` so they work on the repository page.
+(`01_pixels.ipynb`) are pointed at `nbs/` so they work on the repository page. A figure shown from a repository file with
+`Image(filename='../some/file.png')` becomes a Markdown image of that file (`![file](some/file.png)`), so the README
+shows the committed figure instead of dropping it.
 """
 import re, sys
 from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGE_FILE = re.compile(r"""Image\(filename=['"]\.\./([\w./-]+)['"]""")
 HEADER = '<!-- Generated from nbs/index.ipynb by tools/readme.py: edit the notebook, then run `make readme`. -->\n\n'
 
 
@@ -55,10 +58,13 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb'):
         code = '\n'.join(l for l in src.splitlines() if not re.match(r'\s*#\|', l)).strip()
         if code and d.get('echo') != 'false': parts.append(f"```python\n{code}\n```")
         if d.get('output') == 'false': continue
-        for out in cell.get('outputs', []):
+        outs = cell.get('outputs', [])
+        for out in outs:
             t = output_text(out)
             if isinstance(t, tuple): parts.append(t[1].strip())
             elif t and t.strip(): parts.append(f"```\n{t.rstrip()}\n```")
+        if any(k.startswith('image/') for o in outs for k in o.get('data', {})):
+            parts.extend(f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in IMAGE_FILE.findall(src))
     text = '\n\n'.join(p for p in parts if p) + '\n'
     text = re.sub(r'\]\((?!https?:|#|nbs/)([\w./-]+\.ipynb)', r'](nbs/\1', text)
     text = re.sub(r'\]\((?!https?:|#|nbs/|\.\./)(images/[\w./-]+)', r'](nbs/\1', text)
