@@ -66,7 +66,7 @@ def test_accuracy(model, x, y, bs=1000, channels_last=False, bf16=False):
 
 
 def train_run(name, model, xt, yt, xv, yv, epochs, bs, lr, schedule='onecycle', opt='adam', channels_last=False,
-              bf16=False, compile=False, max_batches=None, eval_every_epoch=True, shift=0, label_smoothing=0.0, wd=0.0, log=print):
+              bf16=False, compile=False, max_batches=None, eval_every_epoch=True, shift=0, label_smoothing=0.0, log=print):
     """Train `model` on in-memory raw [0, 1] images (shifted, then normalised, per batch); return a dict with training
     seconds, images/s and the accuracy curve. Only training steps are timed (a `torch.compile` warm-up included);
     evaluation after each epoch is excluded from the clock."""
@@ -75,8 +75,7 @@ def train_run(name, model, xt, yt, xv, yv, epochs, bs, lr, schedule='onecycle', 
     step_model = torch.compile(model) if compile else model
     n_batches = len(xt) // bs if max_batches is None else min(max_batches, len(xt) // bs)
     total = n_batches * epochs
-    optim = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd) if opt == 'adam' else
-             torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd))
+    optim = torch.optim.Adam(model.parameters(), lr=lr) if opt == 'adam' else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=total) if schedule == 'onecycle' else None
     curve, train_s, seen = [], 0.0, 0
     for ep in range(epochs):
